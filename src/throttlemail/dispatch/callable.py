@@ -1,0 +1,38 @@
+"""A dispatcher that runs each job in this process, waiting until its slice is due."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..clock import Clock, SystemClock
+from ..planner import Slice
+from .base import Job
+
+logger = logging.getLogger(__name__)
+
+
+class CallableDispatcher:
+    """Calls ``handler(job)`` for each recipient of a slice once the slice is due.
+
+    The handler usually calls :meth:`throttlemail.Campaign.deliver`. :meth:`dispatch` blocks
+    while it waits for the due time and while the handler runs, so this suits scripts,
+    tests and small sends. Use a queue-backed dispatcher to send from workers.
+    """
+
+    def __init__(self, handler: Callable[[Job], object], *, clock: Clock | None = None) -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+        self._handler = handler
+        self._clock = clock if clock is not None else SystemClock()
+
+    def dispatch(self, campaign: str, planned: Slice) -> None:
+        delay = planned.due_at - self._clock.now()
+        if delay > 0:
+            logger.debug(
+                "campaign %s: waiting %.1f s for slice %d", campaign, delay, planned.index
+            )
+            self._clock.sleep(delay)
+
+        for claim in planned.claims:
+            self._handler(Job(campaign, claim.recipient_id, claim.claim_id))

@@ -1,0 +1,7 @@
+"""Ledgers: where a campaign records every recipient and its state."""
+
+from .base import RecipientLedger, RecipientRecord
+from .memory import InMemoryLedger
+from .sqlite import SqliteLedger
+
+__all__ = ["InMemoryLedger", "RecipientLedger", "RecipientRecord", "SqliteLedger"]

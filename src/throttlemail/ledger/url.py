@@ -1,0 +1,69 @@
+"""Open a ledger from a URL, for the command line and quick scripts."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import cast
+from urllib.parse import urlsplit
+
+from ..errors import InvalidInputError
+from .base import RecipientLedger
+
+# Scheme → "module:function" building the ledger. Imported only when used, so a URL
+# scheme never costs an import of a driver the application does not use.
+_OPENERS = {
+    "sqlite": "throttlemail.ledger.url:_open_sqlite",
+    "memory": "throttlemail.ledger.url:_open_memory",
+    "redis": "throttlemail.ledger.redis:ledger_from_url",
+    "rediss": "throttlemail.ledger.redis:ledger_from_url",
+    "unix": "throttlemail.ledger.redis:ledger_from_url",
+}
+
+
+def open_ledger(url: str, campaign: str) -> RecipientLedger:
+    """Open the ledger that ``url`` names for ``campaign``.
+
+    ``sqlite:///relative/file.db`` and ``sqlite:////absolute/file.db`` name a SQLite file;
+    ``memory://`` an in-memory ledger; ``redis://``, ``rediss://`` and ``unix://`` a Redis
+    server, as redis-py reads them.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    target = _OPENERS.get(scheme)
+    if target is None:
+        known = ", ".join(f"{name}://" for name in sorted(_OPENERS))
+        raise InvalidInputError(
+            f"unknown ledger URL scheme {scheme + '://' if scheme else repr(url)}: "
+            f"use one of {known} (for example sqlite:///throttlemail.db)"
+        )
+
+    module_name, _, function_name = target.partition(":")
+    opener = cast(
+        Callable[[str, str], RecipientLedger],
+        getattr(importlib.import_module(module_name), function_name),
+    )
+    return opener(url, campaign)
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """Return the file path of a ``sqlite:///`` URL (three slashes, then the path)."""
+    prefix = "sqlite:///"
+    path = url[len(prefix) :] if url.lower().startswith(prefix) else ""
+    if not path or path.startswith("?"):
+        raise InvalidInputError(
+            f"invalid SQLite ledger URL {url!r}: expected sqlite:///FILE for a relative path "
+            "or sqlite:////FILE for an absolute one"
+        )
+    return path
+
+
+def _open_sqlite(url: str, campaign: str) -> RecipientLedger:
+    from .sqlite import SqliteLedger
+
+    return SqliteLedger(sqlite_path_from_url(url), campaign)
+
+
+def _open_memory(url: str, campaign: str) -> RecipientLedger:
+    from .memory import InMemoryLedger
+
+    return InMemoryLedger(campaign)
