@@ -67,3 +67,14 @@ def _open_memory(url: str, campaign: str) -> RecipientLedger:
     from .memory import InMemoryLedger
 
     return InMemoryLedger(campaign)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port is not None else ""
+    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()

@@ -1,0 +1,87 @@
+"""Reading recipient ids from a file: one id per line, or one column of a CSV file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from ..errors import InvalidInputError
+
+# A recipient file may be a spreadsheet export with long free-text columns.
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+@contextmanager
+def open_recipient_file(path: str) -> Iterator[TextIO]:
+    """Open ``path`` (``-`` for standard input) as UTF-8 text, a byte-order mark allowed."""
+    if path == "-":
+        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        return
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"recipient file {path!r} not found; check the path") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInputError(f"recipient file {path!r} is a directory, not a file") from exc
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot read recipient file {path!r}: {exc.strerror}; check its permissions"
+        ) from exc
+    with handle:
+        yield handle
+
+
+def read_lines(handle: TextIO, source: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, id)`` for each line, the line break removed and nothing else.
+
+    Other whitespace stays, so that an id with a stray space is reported, not silently
+    changed into another id.
+    """
+    line_number = 0
+    try:
+        for line_number, line in enumerate(handle, start=1):
+            yield line_number, line.rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(source, line_number + 1, exc) from exc
+
+
+def read_column(handle: TextIO, source: str, column: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, value)`` of ``column`` for each data row of a CSV file with a
+    header row."""
+    reader = csv.reader(handle)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidInputError(f"recipient file {source!r} is empty; expected a header row")
+        if column not in header:
+            found = ", ".join(repr(name) for name in header[:20])
+            raise InvalidInputError(
+                f"column {column!r} not found in the header of {source!r} (found: {found}); "
+                "pass the header's name with --column"
+            )
+        position = header.index(column)
+
+        for row in reader:
+            if not row:
+                continue
+            value = row[position] if position < len(row) else ""
+            # reader.line_num is the last physical line of the row, which is the row's line
+            # unless a quoted field spans lines.
+            yield reader.line_num, value
+    except UnicodeDecodeError as exc:
+        raise _decode_error(source, reader.line_num + 1, exc) from exc
+    except csv.Error as exc:
+        raise InvalidInputError(
+            f"recipient file {source!r} is not valid CSV at line {reader.line_num}: {exc}"
+        ) from exc
+
+
+def _decode_error(source: str, line_number: int, exc: UnicodeDecodeError) -> InvalidInputError:
+    return InvalidInputError(
+        f"recipient file {source!r} is not valid UTF-8 near line {line_number}: {exc.reason}; "
+        "save it as UTF-8"
+    )
