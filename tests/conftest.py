@@ -11,6 +11,8 @@ import pytest
 from throttlemail import InMemoryLedger, RecipientLedger, SqliteLedger
 from throttlemail.testing import FakeClock
 
+pytest_plugins = ["redis_support"]
+
 LedgerFactory = Callable[[str], RecipientLedger]
 
 _campaign_numbers = itertools.count()

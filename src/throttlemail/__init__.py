@@ -17,7 +17,13 @@ from .errors import (
 )
 from .guard import DeliveryOutcome
 from .ids import MAX_RECIPIENT_ID_LENGTH, normalize_recipient_id
-from .ledger import InMemoryLedger, RecipientLedger, RecipientRecord, SqliteLedger
+from .ledger import (
+    InMemoryLedger,
+    RecipientLedger,
+    RecipientRecord,
+    RedisLedger,
+    SqliteLedger,
+)
 from .ledger.url import open_ledger
 from .planner import BatchPlanner, Plan, Slice
 
@@ -50,6 +56,7 @@ __all__ = [
     "RecipientLedger",
     "RecipientRecord",
     "RecipientState",
+    "RedisLedger",
     "RetryLater",
     "Slice",
     "SqliteLedger",

@@ -181,7 +181,3 @@ def _configure_logging(verbosity: int) -> None:
     # The command line is an application, so it may set up logging; the library never does.
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

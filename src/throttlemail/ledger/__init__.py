@@ -2,6 +2,13 @@
 
 from .base import RecipientLedger, RecipientRecord
 from .memory import InMemoryLedger
+from .redis import RedisLedger
 from .sqlite import SqliteLedger
 
-__all__ = ["InMemoryLedger", "RecipientLedger", "RecipientRecord", "SqliteLedger"]
+__all__ = [
+    "InMemoryLedger",
+    "RecipientLedger",
+    "RecipientRecord",
+    "RedisLedger",
+    "SqliteLedger",
+]
