@@ -48,7 +48,7 @@ class DispatchError(ThrottlemailError):
     """Handing recipients to the job queue failed part-way through a batch.
 
     The recipients that were not handed over are back in ``pending`` when this is raised;
-    :attr:`released` says how many.
+    :attr:`released` is their number.
     """
 
     def __init__(self, message: str, *, campaign: str, dispatched: int, released: int) -> None:

@@ -25,12 +25,12 @@ _SHOWN_BAD_ROWS = 10
 @dataclass
 class _BadRows:
     total: int = 0
-    shown: list[str] = field(default_factory=list)
+    first_rows: list[str] = field(default_factory=list)
 
     def add(self, line_number: int, error: InvalidRecipientError) -> None:
         self.total += 1
-        if len(self.shown) < _SHOWN_BAD_ROWS:
-            self.shown.append(f"  line {line_number}: {error}")
+        if len(self.first_rows) < _SHOWN_BAD_ROWS:
+            self.first_rows.append(f"  line {line_number}: {error}")
 
 
 def populate(campaign: Campaign, args: argparse.Namespace) -> int:
@@ -65,10 +65,10 @@ def populate(campaign: Campaign, args: argparse.Namespace) -> int:
     )
     if bad_rows.total:
         print(f"error: {bad_rows.total:,} invalid rows in {source}:", file=sys.stderr)
-        for line in bad_rows.shown:
+        for line in bad_rows.first_rows:
             print(line, file=sys.stderr)
-        if bad_rows.total > len(bad_rows.shown):
-            print(f"  ... and {bad_rows.total - len(bad_rows.shown):,} more", file=sys.stderr)
+        if bad_rows.total > len(bad_rows.first_rows):
+            print(f"  ... and {bad_rows.total - len(bad_rows.first_rows):,} more", file=sys.stderr)
         print(
             "The valid rows were imported. Fix the file and run populate again: "
             "recipients already imported keep their state.",

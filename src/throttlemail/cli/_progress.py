@@ -24,7 +24,6 @@ class Progress:
         self._interactive = stream.isatty()
         self._started = time.monotonic()
         self._last_report = 0.0
-        self._drawn = False
 
     def update(self, done: int, detail: str = "") -> None:
         """Report ``done`` units so far, if enough time passed since the last report."""
@@ -41,7 +40,6 @@ class Progress:
             self._write(done, detail)
             self._stream.write("\n")
             self._stream.flush()
-            self._drawn = False
 
     def _write(self, done: int, detail: str) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-9)
