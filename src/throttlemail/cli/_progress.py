@@ -36,8 +36,8 @@ class Progress:
 
     def finish(self, done: int, detail: str = "") -> None:
         """Report the final figure and end the bar's line."""
+        self._write(done, detail)
         if self._interactive:
-            self._write(done, detail)
             self._stream.write("\n")
             self._stream.flush()
 

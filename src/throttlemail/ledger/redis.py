@@ -42,15 +42,16 @@ _ADD_CHUNK = 5_000
 _SCRIPT_CHUNK = 5_000
 _EXPORT_CHUNK = 10_000
 
-# Shared by the scripts below. Lua's tostring() keeps only 14 significant digits, so
-# scores and times are formatted explicitly. LIMIT keeps each ZADD or HSET within Lua's
-# unpack() limit of about 8,000 values.
+# Shared by the scripts below. Redis converts a number passed to redis.call() with every
+# digit, but Lua's tostring() and '..' keep only 14, so score bounds are formatted
+# explicitly. LIMIT keeps each ZADD or HSET within Lua's unpack() limit of about 8,000
+# values.
 _LUA_PRELUDE = """
 local BAND = 17592186044416
 local PENDING, SCHEDULED, SENDING, SENT, FAILED, SKIPPED = 0, 1, 2, 3, 4, 5
 local LIMIT = 1000
-local function score_of(band, sequence)
-    return string.format('%.0f', band * BAND + sequence)
+local function band_start(band)
+    return string.format('%.0f', band * BAND)
 end
 local function split(score)
     local band = math.floor(score / BAND)
@@ -65,21 +66,23 @@ _CLAIM = """
 -- Returns {claim id, recipient id, ...}.
 """ + _LUA_PRELUDE + """
 local claim_id = redis.call('HINCRBY', KEYS[3], 'last-claim-id', 1)
-local found = redis.call('ZRANGEBYSCORE', KEYS[1], 0, '(' .. score_of(SCHEDULED, 0),
-                         'LIMIT', 0, tonumber(ARGV[1]), 'WITHSCORES')
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], 0, '(' .. band_start(SCHEDULED),
+                         'LIMIT', 0, ARGV[1], 'WITHSCORES')
 local result = {claim_id}
-local rescored, claims = {}, {}
+local claim = tostring(claim_id)
+local shift = (SCHEDULED - PENDING) * BAND
+-- Two reused buffers filled up to n, so that no per-id table grows or is allocated.
+local rescored, claims, n = {}, {}, 0
 for i = 1, #found, 2 do
     local id = found[i]
     result[#result + 1] = id
-    rescored[#rescored + 1] = score_of(SCHEDULED, tonumber(found[i + 1]))
-    rescored[#rescored + 1] = id
-    claims[#claims + 1] = id
-    claims[#claims + 1] = claim_id
-    if #claims >= 2 * LIMIT or i + 1 == #found then
-        redis.call('ZADD', KEYS[1], 'XX', unpack(rescored))
-        redis.call('HSET', KEYS[2], unpack(claims))
-        rescored, claims = {}, {}
+    rescored[n + 1], rescored[n + 2] = tonumber(found[i + 1]) + shift, id
+    claims[n + 1], claims[n + 2] = id, claim
+    n = n + 2
+    if n == 2 * LIMIT or i + 1 == #found then
+        redis.call('ZADD', KEYS[1], 'XX', unpack(rescored, 1, n))
+        redis.call('HSET', KEYS[2], unpack(claims, 1, n))
+        n = 0
     end
 end
 return result
@@ -97,7 +100,7 @@ for i = 1, #ARGV, 2 do
     if score then
         local band, sequence = split(tonumber(score))
         if band == SCHEDULED and redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
-            redis.call('ZADD', KEYS[1], 'XX', score_of(PENDING, sequence), ARGV[i])
+            redis.call('ZADD', KEYS[1], 'XX', PENDING * BAND + sequence, ARGV[i])
             moved = moved + 1
         end
     end
@@ -119,10 +122,10 @@ if band ~= SCHEDULED then return 'stale' end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 'stale' end
 local state = redis.call('HGET', KEYS[3], 'state')
 if state and state ~= 'running' then
-    redis.call('ZADD', KEYS[1], 'XX', score_of(PENDING, sequence), ARGV[1])
+    redis.call('ZADD', KEYS[1], 'XX', PENDING * BAND + sequence, ARGV[1])
     return 'held'
 end
-redis.call('ZADD', KEYS[1], 'XX', score_of(SENDING, sequence), ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', SENDING * BAND + sequence, ARGV[1])
 return 'started'
 """
 
@@ -138,7 +141,7 @@ if not score then return 0 end
 local band, sequence = split(tonumber(score))
 if band ~= SENDING then return 0 end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', score_of(tonumber(ARGV[3]), sequence), ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[3]) * BAND + sequence, ARGV[1])
 if ARGV[4] == 'set' then
     redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
 elseif ARGV[4] == 'clear' then
@@ -153,16 +156,16 @@ _RETRY_FAILED = """
 -- ARGV[1] maximum to move in this call
 -- Returns how many moved.
 """ + _LUA_PRELUDE + """
-local found = redis.call('ZRANGEBYSCORE', KEYS[1], score_of(FAILED, 0), '(' .. score_of(SKIPPED, 0),
-                         'LIMIT', 0, tonumber(ARGV[1]), 'WITHSCORES')
-local rescored = {}
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], band_start(FAILED),
+                         '(' .. band_start(FAILED + 1), 'LIMIT', 0, ARGV[1], 'WITHSCORES')
+local shift = (FAILED - PENDING) * BAND
+local rescored, n = {}, 0
 for i = 1, #found, 2 do
-    local _, sequence = split(tonumber(found[i + 1]))
-    rescored[#rescored + 1] = score_of(PENDING, sequence)
-    rescored[#rescored + 1] = found[i]
-    if #rescored >= 2 * LIMIT or i + 1 == #found then
-        redis.call('ZADD', KEYS[1], 'XX', unpack(rescored))
-        rescored = {}
+    rescored[n + 1], rescored[n + 2] = tonumber(found[i + 1]) - shift, found[i]
+    n = n + 2
+    if n == 2 * LIMIT or i + 1 == #found then
+        redis.call('ZADD', KEYS[1], 'XX', unpack(rescored, 1, n))
+        n = 0
     end
 end
 return #found / 2
@@ -180,7 +183,7 @@ for i = 1, #ARGV do
     if score then
         local band, sequence = split(tonumber(score))
         if band == PENDING then
-            redis.call('ZADD', KEYS[1], 'XX', score_of(SKIPPED, sequence), ARGV[i])
+            redis.call('ZADD', KEYS[1], 'XX', SKIPPED * BAND + sequence, ARGV[i])
             moved = moved + 1
         end
     end
@@ -196,7 +199,7 @@ _COUNTS = """
 """ + _LUA_PRELUDE + """
 local counts = {}
 for band = PENDING, SKIPPED do
-    local low, high = score_of(band, 0), '(' .. score_of(band + 1, 0)
+    local low, high = band_start(band), '(' .. band_start(band + 1)
     counts[#counts + 1] = redis.call('ZCOUNT', KEYS[1], low, high)
 end
 return counts
@@ -332,7 +335,10 @@ class RedisLedger:
         keys = [self._recipients_key, self._claims_key, self._meta_key]
         reply = self._run(self._claim, keys, [limit])
         claim_id = int(reply[0])
-        return [Claim(_text(recipient_id), claim_id) for recipient_id in reply[1:]]
+        recipient_ids = reply[1:]
+        if recipient_ids and isinstance(recipient_ids[0], bytes):
+            recipient_ids = [recipient_id.decode() for recipient_id in recipient_ids]
+        return [Claim(recipient_id, claim_id) for recipient_id in recipient_ids]
 
     def release(self, claims: Sequence[Claim], *, now: float) -> int:
         keys = [self._recipients_key, self._claims_key]

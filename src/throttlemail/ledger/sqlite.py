@@ -64,7 +64,9 @@ class SqliteLedger:
         self._campaign = campaign
         self._timeout = timeout
         self._local = threading.local()
-        self._campaign_id = self._create_campaign()
+        # Resolved on first use, so that building a ledger (say, in a module that a worker
+        # imports only for its send function) touches no file.
+        self._resolved_campaign_id: int | None = None
 
     def __repr__(self) -> str:
         return f"SqliteLedger({self._path!r}, campaign={self._campaign!r})"
@@ -323,8 +325,17 @@ class SqliteLedger:
         ).fetchone()
         return CampaignState(state)
 
-    def _create_campaign(self) -> int:
-        with self._transaction() as connection:
+    @property
+    def _campaign_id(self) -> int:
+        if self._resolved_campaign_id is None:
+            self._connection()
+        assert self._resolved_campaign_id is not None  # set by _connection()
+        return self._resolved_campaign_id
+
+    def _create_campaign(self, connection: sqlite3.Connection) -> int:
+        # Runs when a connection opens, never inside another transaction.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
             connection.execute(
                 "INSERT OR IGNORE INTO throttlemail_campaigns (name) VALUES (?)",
                 (self._campaign,),
@@ -332,6 +343,10 @@ class SqliteLedger:
             (campaign_id,) = connection.execute(
                 "SELECT id FROM throttlemail_campaigns WHERE name = ?", (self._campaign,)
             ).fetchone()
+            connection.execute("COMMIT")
+        except BaseException:
+            _rollback(connection)
+            raise
         return int(campaign_id)
 
     def _connection(self) -> sqlite3.Connection:
@@ -349,6 +364,8 @@ class SqliteLedger:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.executescript(_SCHEMA)
+            if self._resolved_campaign_id is None:
+                self._resolved_campaign_id = self._create_campaign(connection)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(
                 f"cannot open SQLite ledger {self._path!r}: {exc}; check that the directory "
