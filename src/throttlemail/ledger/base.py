@@ -20,6 +20,20 @@ def check_claim_limit(limit: object) -> int:
     return limit
 
 
+FINISHED_STATES = (RecipientState.SENT, RecipientState.FAILED, RecipientState.PENDING)
+
+
+def check_delivery_outcome(outcome: RecipientState) -> RecipientState:
+    """Return ``outcome`` if a delivery may finish in it (sent, failed, pending); raise
+    ``ValueError`` otherwise."""
+    if outcome not in FINISHED_STATES:
+        raise ValueError(
+            f"a delivery cannot finish as {RecipientState(outcome).value!r}; "
+            "use sent, failed or pending"
+        )
+    return outcome
+
+
 @dataclass(frozen=True)
 class RecipientRecord:
     """What a ledger holds about one recipient.

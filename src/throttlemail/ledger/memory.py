@@ -8,9 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .._states import CampaignState, Claim, Counts, DeliveryStart, RecipientState
-from .base import RecipientRecord, check_claim_limit
-
-_FINISHED_STATES = (RecipientState.SENT, RecipientState.FAILED, RecipientState.PENDING)
+from .base import RecipientRecord, check_claim_limit, check_delivery_outcome
 
 
 @dataclass
@@ -120,8 +118,7 @@ class InMemoryLedger:
         now: float,
         error: str | None = None,
     ) -> bool:
-        if outcome not in _FINISHED_STATES:
-            raise ValueError(f"a delivery cannot finish as {outcome.value!r}")
+        check_delivery_outcome(outcome)
         with self._lock:
             entry = self._entries.get(recipient_id)
             if entry is None or entry.state is not RecipientState.SENDING:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .._states import CampaignState, Claim, Counts, DeliveryStart, RecipientState
 from ..errors import LedgerError
-from .base import RecipientRecord, check_claim_limit
+from .base import RecipientRecord, check_claim_limit, check_delivery_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +182,7 @@ class SqliteLedger:
         now: float,
         error: str | None = None,
     ) -> bool:
-        if outcome not in (RecipientState.SENT, RecipientState.FAILED, RecipientState.PENDING):
-            raise ValueError(f"a delivery cannot finish as {outcome.value!r}")
+        check_delivery_outcome(outcome)
         stored_error = error if outcome is RecipientState.FAILED else None
         with self._transaction() as connection:
             cursor = connection.execute(
