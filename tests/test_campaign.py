@@ -370,3 +370,11 @@ def test_campaign_name_must_match_ledger(ledger: RecipientLedger) -> None:
 def test_campaign_name_rejected(ledger: RecipientLedger, name: str) -> None:
     with pytest.raises(ValueError, match="invalid campaign name"):
         Campaign(name, ledger=ledger)
+
+
+def test_close_then_use_again(campaign: Campaign) -> None:
+    campaign.populate(["a", "b"])
+
+    campaign.close()
+
+    assert campaign.counts() == Counts(pending=2)

@@ -388,6 +388,15 @@ class Campaign:
         """Yield the ids of the recipients in ``state``, in import order."""
         return self.ledger.export(RecipientState(state))
 
+    def close(self) -> None:
+        """Close the ledger's connections, where the ledger has any to close.
+
+        The campaign stays usable: ledgers reconnect when used again.
+        """
+        close = getattr(self.ledger, "close", None)
+        if callable(close):
+            close()
+
     def _change_state(self, state: CampaignState) -> None:
         previous = self.ledger.change_campaign_state(state)
         if previous is CampaignState.CANCELLED and state is not CampaignState.CANCELLED:
