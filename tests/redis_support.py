@@ -49,6 +49,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """Return a free loopback port whose cluster bus port, 10,000 higher, is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((LOOPBACK, port + 10_000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("found no free port pair for a Redis Cluster node")
+
+
 @dataclass
 class RedisServer:
     """One redis-server process on 127.0.0.1 with its own directory.
@@ -113,13 +128,17 @@ class RedisServer:
                     log = (self.directory / "redis.log").read_text(errors="replace")
                     raise RuntimeError(f"redis-server on port {self.port} exited:\n{log}")
                 try:
-                    # LOADING replies come as errors, so ping succeeds only when data is in.
+                    # While loading its append-only file the server replies to PING with a
+                    # LOADING error, so a successful PING means the data is loaded.
                     if client.ping():
                         return
                 except redis.RedisError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start")
+                    raise RuntimeError(
+                        f"redis-server on port {self.port} did not start within "
+                        f"{START_TIMEOUT} s; see {self.directory / 'redis.log'}"
+                    )
                 time.sleep(0.05)
         finally:
             client.close()
@@ -152,7 +171,7 @@ def start_cluster(directory: Path, masters: int = 3) -> RedisClusterNodes:
     servers = []
     for number in range(masters):
         node_directory = directory / f"node-{number}"
-        server = RedisServer(node_directory)
+        server = RedisServer(node_directory, port=free_cluster_port())
         server.extra_args = [
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(node_directory / "nodes.conf"),
@@ -181,9 +200,13 @@ def _wait_for_cluster_ok(nodes: RedisClusterNodes) -> None:
     for server in nodes.servers:
         client = server.client(decode_responses=True)
         try:
-            while client.cluster_info().get("cluster_state") != "ok":
+            # redis-py parses the CLUSTER INFO reply into a dict.
+            while client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"cluster node on port {server.port} never became ok")
+                    raise RuntimeError(
+                        f"cluster node on port {server.port} did not reach cluster_state:ok "
+                        f"within {START_TIMEOUT * 3} s; see {server.directory / 'redis.log'}"
+                    )
                 time.sleep(0.1)
         finally:
             client.close()
