@@ -61,7 +61,8 @@ def test_status_json_shape(workdir: Path) -> None:
             "pending": 0, "scheduled": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 0,
         },
     }
-    assert (workdir / "x.db").exists()
+    assert not (workdir / "x.db").exists()
+    assert "'x.db' not found" in result.stderr
 
 
 def test_populate_then_send_batch(workdir: Path) -> None:
@@ -240,6 +241,8 @@ def test_bad_campaign_options_exit_2(
 
 
 def test_pause_resume_cancel(workdir: Path) -> None:
+    (workdir / "ids.txt").write_text("a\n")
+    run(workdir, "--campaign", "news", "populate", "ids.txt")
     assert run(workdir, "--campaign", "news", "pause").returncode == 0
     assert status(workdir)["state"] == "paused"
 
@@ -295,3 +298,39 @@ def test_app_campaign(workdir: Path) -> None:
     assert "claimed 3 recipients in 2 slices" in sent.stdout
     assert "campaign   launch (running)" in shown.stdout
     assert "sent           3" in shown.stdout
+
+
+def test_pause_unknown_campaign_fails(workdir: Path) -> None:
+    (workdir / "ids.txt").write_text("a\n")
+    run(workdir, "--campaign", "news", "populate", "ids.txt")
+
+    result = run(workdir, "--campaign", "newz", "pause")
+
+    assert result.returncode == 1
+    assert "campaign 'newz' not found" in result.stderr
+    assert "'news'" in result.stderr
+    assert status(workdir)["state"] == "running"
+
+
+def test_pause_missing_ledger_file_fails(workdir: Path) -> None:
+    result = run(workdir, "--ledger", "sqlite:///elsewhere.db", "--campaign", "news", "pause")
+
+    assert result.returncode == 1
+    assert "'elsewhere.db' not found" in result.stderr
+    assert not (workdir / "elsewhere.db").exists()
+
+
+def test_populate_csv_without_column(workdir: Path) -> None:
+    (workdir / "r.csv").write_text("id,email\n1,a@example.com\n")
+
+    result = run(workdir, "--campaign", "news", "populate", "r.csv")
+
+    assert result.returncode == 1
+    assert "looks like a CSV file; pass --column NAME" in result.stderr
+
+
+def test_app_with_campaign_is_usage_error(workdir: Path) -> None:
+    result = run(workdir, "--app", "sender:send", "--campaign", "news", "status")
+
+    assert result.returncode == 2
+    assert "must not be given with it" in result.stderr

@@ -5,6 +5,7 @@ from .campaign import BatchResult, Campaign, CampaignStatus
 from .clock import Clock, SystemClock
 from .dispatch import CallableDispatcher, Dispatcher, Job
 from .errors import (
+    CampaignNotFoundError,
     CampaignStateError,
     DispatchError,
     InvalidInputError,
@@ -35,6 +36,7 @@ __all__ = [
     "BatchResult",
     "CallableDispatcher",
     "Campaign",
+    "CampaignNotFoundError",
     "CampaignState",
     "CampaignStateError",
     "CampaignStatus",

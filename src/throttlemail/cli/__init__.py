@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -13,13 +14,14 @@ from .. import __version__
 from .._states import RecipientState
 from ..campaign import Campaign
 from ..errors import ThrottlemailError
-from ..ledger.url import redact_url
 from . import _commands
 from ._loading import UsageError, campaign_from_app, campaign_from_url
 
 __all__ = ["build_parser", "main"]
 
 DEFAULT_LEDGER_URL = "sqlite:///throttlemail.db"
+# Above a 64-bit integer, SQLite cannot take the number as a LIMIT.
+MAX_COUNT = 1_000_000_000
 
 Command = Callable[[Campaign, argparse.Namespace], int]
 
@@ -31,6 +33,8 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_COUNT:,}, got {text!r}")
     return value
 
 
@@ -63,20 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument(
         "--ledger",
-        default=os.environ.get("THROTTLEMAIL_LEDGER", DEFAULT_LEDGER_URL),
         metavar="URL",
-        help="ledger URL when there is no --app: sqlite:///FILE, redis://HOST:PORT/DB or "
-        f"memory:// (default: $THROTTLEMAIL_LEDGER or {DEFAULT_LEDGER_URL})",
+        help="ledger URL when there is no --app: sqlite:///FILE (relative to the current "
+        "directory), sqlite:////ABSOLUTE/FILE, redis://HOST:PORT/DB or memory:// "
+        f"(default: $THROTTLEMAIL_LEDGER or {DEFAULT_LEDGER_URL})",
     )
     where.add_argument(
         "--campaign",
-        default=os.environ.get("THROTTLEMAIL_CAMPAIGN"),
         metavar="NAME",
         help="campaign name when there is no --app (default: $THROTTLEMAIL_CAMPAIGN)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0,
-        help="log more: -v for each batch and held job, -vv for each recipient",
+        help="log more: -v for each import and batch, -vv for each recipient",
     )
 
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -140,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    _stop_on_termination_signals()
 
     try:
         campaign = _find_campaign(args)
@@ -158,23 +162,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (export | head); nothing is wrong with us.
+        sys.stderr.close()
+        return 1
     except Exception as exc:
         # One line for the operator; -v adds the traceback for a bug report.
         print(f"throttlemail: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if args.verbose:
             raise
         return 1
-    except BrokenPipeError:
-        # The reader of our output went away (export | head); nothing is wrong with us.
-        sys.stderr.close()
-        return 1
 
 
 def _find_campaign(args: argparse.Namespace) -> Campaign:
     if args.app:
+        if args.ledger is not None or args.campaign is not None:
+            raise UsageError(
+                "--app (or $THROTTLEMAIL_APP) names the campaign, so --ledger and --campaign "
+                "must not be given with it; use one or the other"
+            )
         return campaign_from_app(args.app)
-    logging.getLogger(__name__).debug("ledger %s", redact_url(args.ledger))
-    return campaign_from_url(args.ledger, args.campaign)
+
+    url = args.ledger or os.environ.get("THROTTLEMAIL_LEDGER") or DEFAULT_LEDGER_URL
+    campaign = args.campaign or os.environ.get("THROTTLEMAIL_CAMPAIGN")
+    # Only an import may create a ledger file or campaign: any other command on a
+    # mistyped name must fail rather than report success on an empty new campaign.
+    return campaign_from_url(url, campaign, create=args.command == "populate")
+
+
+def _stop_on_termination_signals() -> None:
+    # A deploy sends SIGTERM and a closed ssh session SIGHUP. Treating them as Ctrl-C puts
+    # the recipients not yet handed over back to pending instead of stranding them.
+    def interrupt(signal_number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -9,13 +9,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..campaign import Campaign
+from .._states import CampaignState, Counts
+from ..campaign import Campaign, CampaignStatus
 from ..dispatch import CallableDispatcher, Job
-from ..errors import InvalidRecipientError
+from ..errors import CampaignNotFoundError, InvalidRecipientError
 from ..guard import DeliveryOutcome
 from ..ids import normalize_recipient_id
 from ..planner import BatchPlanner
-from ._input import open_recipient_file, read_column, read_lines
+from ._input import open_recipient_file, read_column, read_lines, reject_csv_header
 from ._loading import UsageError, load_sender
 from ._progress import Progress
 
@@ -40,7 +41,7 @@ def populate(campaign: Campaign, args: argparse.Namespace) -> int:
 
     with open_recipient_file(args.file) as handle:
         if args.column is None:
-            rows = read_lines(handle, source)
+            rows = reject_csv_header(read_lines(handle, source), source)
         else:
             rows = read_column(handle, source, args.column)
 
@@ -121,7 +122,13 @@ def send_batch(campaign: Campaign, args: argparse.Namespace) -> int:
 
 
 def status(campaign: Campaign, args: argparse.Namespace) -> int:
-    current = campaign.status()
+    try:
+        current = campaign.status()
+    except CampaignNotFoundError as error:
+        # Report the empty campaign without creating it, so that a mistyped name or path
+        # leaves no file behind, and say why everything is zero.
+        print(f"throttlemail: warning: {error}", file=sys.stderr)
+        current = CampaignStatus(campaign.name, CampaignState.RUNNING, Counts())
     if args.json:
         print(json.dumps(current.as_dict()))
         return 0

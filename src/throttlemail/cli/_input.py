@@ -85,3 +85,18 @@ def _decode_error(source: str, line_number: int, exc: UnicodeDecodeError) -> Inv
         f"recipient file {source!r} is not valid UTF-8 near line {line_number}: {exc.reason}; "
         "save it as UTF-8"
     )
+
+
+def reject_csv_header(rows: Iterator[tuple[int, str]], source: str) -> Iterator[tuple[int, str]]:
+    """Pass ``rows`` through, unless the first line looks like a CSV row.
+
+    A CSV file read without ``--column`` would import whole rows as ids, the header among
+    them, and miss every real id.
+    """
+    for line_number, value in rows:
+        if line_number == 1 and "," in value:
+            raise InvalidInputError(
+                f"line 1 of {source!r} contains a comma ({value[:60]!r}): it looks like a CSV "
+                "file; pass --column NAME to read the id column"
+            )
+        yield line_number, value

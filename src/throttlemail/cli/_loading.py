@@ -62,8 +62,11 @@ def campaign_from_app(path: str) -> Campaign:
     return target
 
 
-def campaign_from_url(url: str, name: str | None) -> Campaign:
-    """Return a campaign on the ledger at ``url``, without a dispatcher."""
+def campaign_from_url(url: str, name: str | None, *, create: bool) -> Campaign:
+    """Return a campaign on the ledger at ``url``, without a dispatcher.
+
+    Only ``create=True`` may create a SQLite file or campaign that does not exist yet.
+    """
     if not name:
         raise UsageError(
             "no campaign given: pass --campaign NAME (or set THROTTLEMAIL_CAMPAIGN), "
@@ -71,7 +74,7 @@ def campaign_from_url(url: str, name: str | None) -> Campaign:
         )
     try:
         check_campaign_name(name)
-        ledger = open_ledger(url, name)
+        ledger = open_ledger(url, name, create=create)
     except InvalidInputError as exc:
         raise UsageError(str(exc)) from exc
     return Campaign(name, ledger=ledger)

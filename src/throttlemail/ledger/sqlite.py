@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._states import CampaignState, Claim, Counts, DeliveryStart, RecipientState
-from ..errors import LedgerError
+from ..errors import CampaignNotFoundError, LedgerError
 from .base import RecipientRecord, check_claim_limit, check_delivery_outcome
 
 logger = logging.getLogger(__name__)
@@ -58,11 +58,19 @@ class SqliteLedger:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], campaign: str, *, timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str],
+        campaign: str,
+        *,
+        timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
         self._path = os.fspath(path)
         self._campaign = campaign
         self._timeout = timeout
+        # With create=False a missing file or campaign raises LedgerError on first use,
+        # so that an operator's typo fails instead of pausing an empty new campaign.
+        self._create = create
         self._local = threading.local()
         # Resolved on first use, so that building a ledger (say, in a module that a worker
         # imports only for its send function) touches no file.
@@ -335,18 +343,30 @@ class SqliteLedger:
         # Runs when a connection opens, never inside another transaction.
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.execute(
-                "INSERT OR IGNORE INTO throttlemail_campaigns (name) VALUES (?)",
-                (self._campaign,),
-            )
-            (campaign_id,) = connection.execute(
+            if self._create:
+                connection.execute(
+                    "INSERT OR IGNORE INTO throttlemail_campaigns (name) VALUES (?)",
+                    (self._campaign,),
+                )
+            row = connection.execute(
                 "SELECT id FROM throttlemail_campaigns WHERE name = ?", (self._campaign,)
             ).fetchone()
+            known = [name for (name,) in connection.execute(
+                "SELECT name FROM throttlemail_campaigns ORDER BY name LIMIT 20"
+            )]
             connection.execute("COMMIT")
         except BaseException:
             _rollback(connection)
             raise
-        return int(campaign_id)
+
+        if row is None:
+            raise CampaignNotFoundError(
+                f"campaign {self._campaign!r} not found in SQLite ledger {self._path!r} "
+                f"(campaigns there: {', '.join(map(repr, known)) or 'none'}); check "
+                "--campaign, or import recipients first",
+                campaign=self._campaign,
+            )
+        return int(row[0])
 
     def _connection(self) -> sqlite3.Connection:
         # One connection per thread and per process: sqlite3 connections must not cross
@@ -355,6 +375,12 @@ class SqliteLedger:
         if connection is not None and self._local.pid == os.getpid():
             return connection
 
+        if not self._create and not os.path.exists(self._path):
+            raise CampaignNotFoundError(
+                f"SQLite ledger {self._path!r} not found; check the path (a relative path "
+                "is relative to the current directory), or import recipients first",
+                campaign=self._campaign,
+            )
         try:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(
@@ -365,6 +391,10 @@ class SqliteLedger:
             connection.executescript(_SCHEMA)
             if self._resolved_campaign_id is None:
                 self._resolved_campaign_id = self._create_campaign(connection)
+        except LedgerError:
+            if connection is not None:
+                connection.close()
+            raise
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(
                 f"cannot open SQLite ledger {self._path!r}: {exc}; check that the directory "

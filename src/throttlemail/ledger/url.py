@@ -21,12 +21,14 @@ _OPENERS = {
 }
 
 
-def open_ledger(url: str, campaign: str) -> RecipientLedger:
+def open_ledger(url: str, campaign: str, *, create: bool = True) -> RecipientLedger:
     """Open the ledger that ``url`` names for ``campaign``.
 
     ``sqlite:///relative/file.db`` and ``sqlite:////absolute/file.db`` name a SQLite file;
     ``memory://`` an in-memory ledger; ``redis://``, ``rediss://`` and ``unix://`` a Redis
     server, as redis-py reads them.
+    With ``create=False`` a SQLite file or campaign that does not exist yet raises
+    :class:`~throttlemail.LedgerError` instead of being created.
     """
     scheme = urlsplit(url).scheme.lower()
     target = _OPENERS.get(scheme)
@@ -37,6 +39,10 @@ def open_ledger(url: str, campaign: str) -> RecipientLedger:
             f"use one of {known} (for example sqlite:///throttlemail.db)"
         )
 
+    if scheme == "sqlite":
+        return _open_sqlite(url, campaign, create=create)
+
+    # TODO: the Redis ledger ignores create=False, so a mistyped campaign name is created.
     module_name, _, function_name = target.partition(":")
     opener = cast(
         Callable[[str, str], RecipientLedger],
@@ -57,10 +63,10 @@ def sqlite_path_from_url(url: str) -> str:
     return path
 
 
-def _open_sqlite(url: str, campaign: str) -> RecipientLedger:
+def _open_sqlite(url: str, campaign: str, *, create: bool = True) -> RecipientLedger:
     from .sqlite import SqliteLedger
 
-    return SqliteLedger(sqlite_path_from_url(url), campaign)
+    return SqliteLedger(sqlite_path_from_url(url), campaign, create=create)
 
 
 def _open_memory(url: str, campaign: str) -> RecipientLedger:
