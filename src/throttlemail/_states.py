@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 
 class RecipientState(str, enum.Enum):
-    """Where one recipient stands in a campaign.
+    """The state of one recipient in a campaign.
 
     ``pending`` → ``scheduled`` (claimed into a batch) → ``sending`` (a job won the delivery
     guard) → ``sent`` or ``failed``. ``skipped`` recipients are never claimed.
@@ -36,7 +36,7 @@ class CampaignState(str, enum.Enum):
 
 
 class DeliveryStart(str, enum.Enum):
-    """What the ledger did when a job asked to begin delivering to a recipient."""
+    """The result of a job's request to begin delivering to a recipient."""
 
     STARTED = "started"
     """The job won ``scheduled → sending`` for the current claim and must send now."""
@@ -48,7 +48,7 @@ class DeliveryStart(str, enum.Enum):
     """The recipient is not scheduled under this claim (a late or repeated job)."""
 
     UNKNOWN = "unknown"
-    """The ledger holds no such recipient."""
+    """The ledger contains no such recipient."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class PopulateResult:
-    """What an import did: ``added`` new recipients, ``existing`` ids already present
+    """The totals of an import: ``added`` new recipients, ``existing`` ids already present
     (their state untouched), and ``invalid`` rows rejected."""
 
     added: int = 0

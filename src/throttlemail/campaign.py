@@ -32,11 +32,12 @@ POPULATE_CHUNK_SIZE = 10_000
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What :meth:`Campaign.send_batch` did.
+    """The outcome of one :meth:`Campaign.send_batch` call.
 
-    ``claimed`` recipients were taken from ``pending``, ``dispatched`` of them were handed to
-    the dispatcher, in ``slices`` slices due from ``first_due_at`` to ``last_due_at``
-    (seconds since the epoch; both ``None`` when nothing was pending).
+    ``claimed`` recipients were taken from ``pending``, and ``dispatched`` of them were
+    handed to the dispatcher in ``slices`` slices. The slices are due from ``first_due_at``
+    to ``last_due_at``, in seconds since the epoch. Both are ``None`` when nothing was
+    pending.
     """
 
     campaign: str

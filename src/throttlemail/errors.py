@@ -7,7 +7,7 @@ them all::
     ├── InvalidRecipientError (ValueError)   a recipient id that cannot be stored
     ├── InvalidInputError (ValueError)       a recipient file or option that cannot be used
     ├── LedgerError                          the ledger's storage failed or is unusable
-    │   └── CampaignNotFoundError            the ledger holds no such campaign
+    │   └── CampaignNotFoundError            the ledger contains no such campaign
     ├── DispatchError                        handing a slice to the job queue failed
     ├── CampaignStateError                   the campaign is paused or cancelled
     ├── UnknownRecipientError (LookupError)  a job names a recipient the ledger does not hold
@@ -46,7 +46,7 @@ class LedgerError(ThrottlemailError):
 
 
 class CampaignNotFoundError(LedgerError):
-    """The ledger was opened with ``create=False`` and holds no such campaign (or no file)."""
+    """The ledger was opened with ``create=False``, and its file or campaign is missing."""
 
 
 class DispatchError(ThrottlemailError):

@@ -11,7 +11,7 @@ _MAX_ERROR_LENGTH = 1000
 
 
 class DeliveryOutcome(str, enum.Enum):
-    """What :meth:`throttlemail.Campaign.deliver` did with one job."""
+    """The result of :meth:`throttlemail.Campaign.deliver` for one job."""
 
     SENT = "sent"
     """``send`` returned; the recipient is ``sent``."""

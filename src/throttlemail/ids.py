@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from .errors import InvalidRecipientError
 
 MAX_RECIPIENT_ID_LENGTH = 256
-"""Longest recipient id, in characters. Application ids (database keys, UUIDs, e-mail
+"""Maximum length of a recipient id, in characters. Application ids (database keys, UUIDs, e-mail
 addresses) fit well within it, and the bound keeps a mangled file from filling the ledger."""
 
 # Whitespace and invisible characters make ids that look equal but are not, and a line

@@ -20,7 +20,7 @@ __all__ = ["DispatchedJob", "FakeClock", "InMemoryLedger", "RecordingDispatcher"
 
 
 class FakeClock:
-    """A clock that stands still until a test moves it; :meth:`sleep` moves it at once."""
+    """A clock that does not move until a test advances it. :meth:`sleep` advances it at once."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.time = start

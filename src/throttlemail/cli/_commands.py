@@ -126,7 +126,7 @@ def status(campaign: Campaign, args: argparse.Namespace) -> int:
         current = campaign.status()
     except CampaignNotFoundError as error:
         # Report the empty campaign without creating it, so that a mistyped name or path
-        # leaves no file behind, and say why everything is zero.
+        # leaves no file behind, and explain in a warning why everything is zero.
         print(f"throttlemail: warning: {error}", file=sys.stderr)
         current = CampaignStatus(campaign.name, CampaignState.RUNNING, Counts())
     if args.json:

@@ -10,7 +10,7 @@ from ..planner import Slice
 
 @dataclass(frozen=True)
 class Job:
-    """What a delivery job carries: the campaign, the recipient and its claim.
+    """The payload of a delivery job: the campaign, the recipient and its claim.
 
     Pass all three to :meth:`throttlemail.Campaign.deliver` when the job runs.
     """

@@ -36,7 +36,7 @@ def check_delivery_outcome(outcome: RecipientState) -> RecipientState:
 
 @dataclass(frozen=True)
 class RecipientRecord:
-    """What a ledger holds about one recipient.
+    """The record a ledger keeps about one recipient.
 
     ``claim_id`` is the latest claim that scheduled it (0 if it was never claimed);
     ``error`` is the text of the last failed send, kept until the recipient is sent.
@@ -122,7 +122,7 @@ class RecipientLedger(Protocol):
         ...
 
     def lookup(self, recipient_id: str) -> RecipientRecord | None:
-        """Return what the ledger holds about one recipient, or ``None``."""
+        """Return the ledger's record of one recipient, or ``None``."""
         ...
 
     def export(self, state: RecipientState) -> Iterator[str]:

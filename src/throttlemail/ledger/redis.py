@@ -417,7 +417,7 @@ def _is_fakeredis(client: RedisClient) -> bool:
 
 def _check_lua_support(client: RedisClient) -> None:
     # fakeredis runs scripts only when lupa is installed. Without it every script call
-    # fails as an unknown command, so the ledger says what is missing at construction.
+    # fails as an unknown command, so the ledger reports the missing package when it is built.
     if _is_fakeredis(client) and importlib.util.find_spec("lupa") is None:
         raise _missing_lua_error(client, None)
 
