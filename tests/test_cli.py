@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from throttlemail import SqliteLedger
+
 SENDER = '''
 sent = []
 
@@ -183,7 +185,30 @@ def test_populate_unreadable_file(workdir: Path) -> None:
     result = run(workdir, "--campaign", "news", "populate", "latin1.txt")
 
     assert result.returncode == 1
-    assert "not valid UTF-8 near line 1" in result.stderr
+    assert "not valid UTF-8 at line 1" in result.stderr
+
+
+def test_populate_decode_error_exact_line(workdir: Path) -> None:
+    lines = [f"u{n}".encode() for n in range(25_000)] + [b"caf\xe9"]
+    (workdir / "late.txt").write_bytes(b"\n".join(lines) + b"\n")
+
+    result = run(workdir, "--campaign", "news", "populate", "late.txt")
+
+    assert result.returncode == 1
+    assert "not valid UTF-8 at line 25001" in result.stderr
+
+
+def test_populate_crlf_and_bom(workdir: Path) -> None:
+    (workdir / "dos.txt").write_bytes(b"\xef\xbb\xbfa\r\nb\r\n")
+    (workdir / "dos.csv").write_bytes(b"\xef\xbb\xbfid,email\r\nc,x@example.com\r\n")
+
+    lines = run(workdir, "--campaign", "news", "populate", "dos.txt")
+    rows = run(workdir, "--campaign", "news", "populate", "dos.csv", "--column", "id")
+
+    assert lines.returncode == 0, lines.stderr
+    assert rows.returncode == 0, rows.stderr
+    exported = run(workdir, "--campaign", "news", "export", "--state", "pending")
+    assert exported.stdout.split("\n") == ["a", "b", "c", ""]
 
 
 def test_populate_directory(workdir: Path) -> None:
@@ -334,3 +359,16 @@ def test_app_with_campaign_is_usage_error(workdir: Path) -> None:
 
     assert result.returncode == 2
     assert "must not be given with it" in result.stderr
+
+
+def test_send_batch_reports_stranded_claims(workdir: Path) -> None:
+    (workdir / "ids.txt").write_text("a\nb\n")
+    run(workdir, "--campaign", "news", "populate", "ids.txt")
+    # A batcher that died after claiming leaves its recipients scheduled.
+    SqliteLedger(workdir / "throttlemail.db", "news").claim(2, now=0.0)
+
+    result = run(workdir, "--campaign", "news", "send-batch", "5", "--deliver", "sender:send")
+
+    assert result.returncode == 0
+    assert "no pending recipients" in result.stdout
+    assert "2 still scheduled and 0 sending" in result.stderr

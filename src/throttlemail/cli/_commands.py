@@ -61,7 +61,7 @@ def populate(campaign: Campaign, args: argparse.Namespace) -> int:
     progress.finish(result.added + result.existing, f"{result.added:,} new")
 
     print(
-        f"{campaign.name}: {result.added:,} recipients added, "
+        f"{campaign.name}: {_plural(result.added, 'recipient')} added, "
         f"{result.existing:,} already present, {bad_rows.total:,} invalid"
     )
     if bad_rows.total:
@@ -107,7 +107,15 @@ def send_batch(campaign: Campaign, args: argparse.Namespace) -> int:
     progress.finish(result.dispatched)
 
     if result.claimed == 0:
+        counts = campaign.counts()
         print(f"{campaign.name}: no pending recipients; nothing to send")
+        if counts.scheduled or counts.sending:
+            # After a crash these wait for an operator; say so rather than look finished.
+            print(
+                f"{campaign.name}: {counts.scheduled:,} still scheduled and "
+                f"{counts.sending:,} sending from earlier batches",
+                file=sys.stderr,
+            )
         return 0
     slices = _plural(result.slices, "slice")
     print(

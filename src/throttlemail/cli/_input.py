@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import io
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import BinaryIO
 
 from ..errors import InvalidInputError
 
@@ -16,13 +15,17 @@ csv.field_size_limit(16 * 1024 * 1024)
 
 
 @contextmanager
-def open_recipient_file(path: str) -> Iterator[TextIO]:
-    """Open ``path`` (``-`` for standard input) as UTF-8 text, a byte-order mark allowed."""
+def open_recipient_file(path: str) -> Iterator[BinaryIO]:
+    """Open ``path`` (``-`` for standard input) for reading bytes.
+
+    The readers below decode each line themselves, so that an encoding error names the
+    exact line; a text wrapper decodes in blocks and loses track of it.
+    """
     if path == "-":
-        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        yield sys.stdin.buffer
         return
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError as exc:
         raise InvalidInputError(f"recipient file {path!r} not found; check the path") from exc
     except IsADirectoryError as exc:
@@ -35,24 +38,36 @@ def open_recipient_file(path: str) -> Iterator[TextIO]:
         yield handle
 
 
-def read_lines(handle: TextIO, source: str) -> Iterator[tuple[int, str]]:
+def decode_lines(handle: BinaryIO, source: str) -> Iterator[str]:
+    """Yield each line of ``handle`` decoded as UTF-8, line break kept, a leading
+    byte-order mark removed."""
+    for line_number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f"recipient file {source!r} is not valid UTF-8 at line {line_number}: "
+                f"{exc.reason} at byte {exc.start} of the line; save the file as UTF-8"
+            ) from exc
+        if line_number == 1:
+            line = line.removeprefix("\ufeff")
+        yield line
+
+
+def read_lines(handle: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, id)`` for each line, the line break removed and nothing else.
 
     Other whitespace stays, so that an id with a stray space is reported, not silently
     changed into another id.
     """
-    line_number = 0
-    try:
-        for line_number, line in enumerate(handle, start=1):
-            yield line_number, line.rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise _decode_error(source, line_number + 1, exc) from exc
+    for line_number, line in enumerate(decode_lines(handle, source), start=1):
+        yield line_number, line.rstrip("\r\n")
 
 
-def read_column(handle: TextIO, source: str, column: str) -> Iterator[tuple[int, str]]:
+def read_column(handle: BinaryIO, source: str, column: str) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, value)`` of ``column`` for each data row of a CSV file with a
     header row."""
-    reader = csv.reader(handle)
+    reader = csv.reader(decode_lines(handle, source))
     try:
         header = next(reader, None)
         if header is None:
@@ -72,19 +87,10 @@ def read_column(handle: TextIO, source: str, column: str) -> Iterator[tuple[int,
             # reader.line_num is the last physical line of the row, which is the row's line
             # unless a quoted field spans lines.
             yield reader.line_num, value
-    except UnicodeDecodeError as exc:
-        raise _decode_error(source, reader.line_num + 1, exc) from exc
     except csv.Error as exc:
         raise InvalidInputError(
             f"recipient file {source!r} is not valid CSV at line {reader.line_num}: {exc}"
         ) from exc
-
-
-def _decode_error(source: str, line_number: int, exc: UnicodeDecodeError) -> InvalidInputError:
-    return InvalidInputError(
-        f"recipient file {source!r} is not valid UTF-8 near line {line_number}: {exc.reason}; "
-        "save it as UTF-8"
-    )
 
 
 def reject_csv_header(rows: Iterator[tuple[int, str]], source: str) -> Iterator[tuple[int, str]]:

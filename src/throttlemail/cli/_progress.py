@@ -24,6 +24,7 @@ class Progress:
         self._interactive = stream.isatty()
         self._started = time.monotonic()
         self._last_report = 0.0
+        self._last_done: int | None = None
 
     def update(self, done: int, detail: str = "") -> None:
         """Report ``done`` units so far, if enough time passed since the last report."""
@@ -35,13 +36,16 @@ class Progress:
         self._write(done, detail)
 
     def finish(self, done: int, detail: str = "") -> None:
-        """Report the final figure and end the bar's line."""
-        self._write(done, detail)
+        """Report the final figure, unless it was the last one written, and end the bar's
+        line."""
+        if done != self._last_done:
+            self._write(done, detail)
         if self._interactive:
             self._stream.write("\n")
             self._stream.flush()
 
     def _write(self, done: int, detail: str) -> None:
+        self._last_done = done
         elapsed = max(time.monotonic() - self._started, 1e-9)
         rate = f"{done / elapsed:,.0f}/s"
         if self._total:
