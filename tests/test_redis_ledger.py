@@ -21,8 +21,10 @@ from fakeredis import _commands as fakeredis_commands
 
 from throttlemail import (
     Campaign,
+    CampaignNotFoundError,
     CampaignState,
     Claim,
+    Counts,
     DeliveryStart,
     InMemoryLedger,
     LedgerError,
@@ -478,6 +480,28 @@ def test_open_ledger_accepts_redis_url(redis_url: str) -> None:
 
     assert ledger.add(["a", "b"], now=NOW) == 2
     assert isinstance(ledger, RedisLedger)
+
+
+@pytest.mark.redis
+def test_missing_campaign_without_create(redis_url: str) -> None:
+    ledger = open_ledger(redis_url, "never-populated", create=False)
+
+    with pytest.raises(CampaignNotFoundError, match="'never-populated' not found"):
+        ledger.change_campaign_state(CampaignState.PAUSED)
+
+    with pytest.raises(CampaignNotFoundError):
+        ledger.counts()
+    assert open_ledger(redis_url, "never-populated").counts() == Counts()
+
+
+@pytest.mark.redis
+def test_existing_campaign_without_create(redis_url: str) -> None:
+    open_ledger(redis_url, "populated-once").add(["a"], now=NOW)
+
+    ledger = open_ledger(redis_url, "populated-once", create=False)
+
+    assert ledger.change_campaign_state(CampaignState.PAUSED) is CampaignState.RUNNING
+    assert ledger.counts() == Counts(pending=1)
 
 
 def connected_client_names(client: redis.Redis) -> list[str]:

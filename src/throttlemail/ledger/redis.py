@@ -13,7 +13,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError, ResponseError
 
 from .._states import CampaignState, Claim, Counts, DeliveryStart, RecipientState
-from ..errors import LedgerError, MissingDependencyError
+from ..errors import CampaignNotFoundError, LedgerError, MissingDependencyError
 from ._redis_scripts import (
     BAND_WIDTH,
     BEGIN_DELIVERY,
@@ -82,7 +82,12 @@ class RedisLedger:
     """
 
     def __init__(
-        self, client: RedisClient, campaign: str, *, key_prefix: str = "throttlemail"
+        self,
+        client: RedisClient,
+        campaign: str,
+        *,
+        key_prefix: str = "throttlemail",
+        create: bool = True,
     ) -> None:
         if not campaign or "{" in campaign or "}" in campaign:
             raise ValueError(
@@ -93,6 +98,9 @@ class RedisLedger:
 
         self._client = client
         self._owns_client = False
+        # With create=False the first call checks that the campaign exists, so that an
+        # operator's typo fails instead of pausing an empty new campaign.
+        self._must_exist = not create
         self._campaign = campaign
         tag = f"{key_prefix}:{{{campaign}}}"
         self._recipients_key = f"{tag}:recipients"
@@ -318,6 +326,9 @@ class RedisLedger:
         return self._call(lambda: script(keys=keys, args=args, client=self._client))
 
     def _call(self, operation: Callable[[], _T]) -> _T:
+        if self._must_exist:
+            self._must_exist = False
+            self._require_campaign()
         try:
             return operation()
         except ResponseError as exc:
@@ -328,6 +339,18 @@ class RedisLedger:
         except RedisError as exc:
             raise self._ledger_error(exc) from exc
 
+    def _require_campaign(self) -> None:
+        # Every import writes the meta hash, so a campaign without it was never populated.
+        if self._call(lambda: self._client.exists(self._meta_key)):
+            return
+        self._must_exist = True
+        raise CampaignNotFoundError(
+            f"campaign {self._campaign!r} not found on this Redis server (no key "
+            f"{self._meta_key!r}); check --campaign and the database number, or import "
+            "recipients first",
+            campaign=self._campaign,
+        )
+
     def _ledger_error(self, exc: RedisError) -> LedgerError:
         # redis-py's messages name the host and port, never the password.
         return LedgerError(
@@ -337,7 +360,7 @@ class RedisLedger:
         )
 
 
-def ledger_from_url(url: str, campaign: str) -> RedisLedger:
+def ledger_from_url(url: str, campaign: str, *, create: bool = True) -> RedisLedger:
     """Open a :class:`RedisLedger` on the server that ``url`` names.
 
     The URL is read by ``redis.Redis.from_url``: ``redis://[[user]:password@]host[:port][/db]``,
@@ -349,7 +372,7 @@ def ledger_from_url(url: str, campaign: str) -> RedisLedger:
         raise LedgerError(
             f"invalid Redis URL {_redact(url)!r}: {exc}", campaign=campaign
         ) from exc
-    ledger = RedisLedger(client, campaign)
+    ledger = RedisLedger(client, campaign, create=create)
     ledger._owns_client = True
     return ledger
 

@@ -27,8 +27,9 @@ def open_ledger(url: str, campaign: str, *, create: bool = True) -> RecipientLed
     ``sqlite:///relative/file.db`` and ``sqlite:////absolute/file.db`` name a SQLite file;
     ``memory://`` an in-memory ledger; ``redis://``, ``rediss://`` and ``unix://`` a Redis
     server, as redis-py reads them.
-    With ``create=False`` a SQLite file or campaign that does not exist yet raises
-    :class:`~throttlemail.LedgerError` instead of being created.
+    With ``create=False`` a SQLite or Redis campaign (or SQLite file) that does not exist
+    yet raises :class:`~throttlemail.CampaignNotFoundError` on first use instead of being
+    created. A ``memory://`` ledger is always new, so it ignores ``create``.
     """
     scheme = urlsplit(url).scheme.lower()
     target = _OPENERS.get(scheme)
@@ -39,16 +40,12 @@ def open_ledger(url: str, campaign: str, *, create: bool = True) -> RecipientLed
             f"use one of {known} (for example sqlite:///throttlemail.db)"
         )
 
-    if scheme == "sqlite":
-        return _open_sqlite(url, campaign, create=create)
-
-    # TODO: the Redis ledger ignores create=False, so a mistyped campaign name is created.
     module_name, _, function_name = target.partition(":")
     opener = cast(
-        Callable[[str, str], RecipientLedger],
+        Callable[..., RecipientLedger],
         getattr(importlib.import_module(module_name), function_name),
     )
-    return opener(url, campaign)
+    return opener(url, campaign, create=create)
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -69,7 +66,7 @@ def _open_sqlite(url: str, campaign: str, *, create: bool = True) -> RecipientLe
     return SqliteLedger(sqlite_path_from_url(url), campaign, create=create)
 
 
-def _open_memory(url: str, campaign: str) -> RecipientLedger:
+def _open_memory(url: str, campaign: str, *, create: bool = True) -> RecipientLedger:
     from .memory import InMemoryLedger
 
     return InMemoryLedger(campaign)
