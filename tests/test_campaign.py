@@ -15,6 +15,7 @@ from throttlemail import (
     DeliveryOutcome,
     DispatchError,
     InvalidRecipientError,
+    Plan,
     RecipientLedger,
     RecipientState,
     RetryLater,
@@ -378,3 +379,29 @@ def test_close_then_use_again(campaign: Campaign) -> None:
     campaign.close()
 
     assert campaign.counts() == Counts(pending=2)
+
+
+def test_dispatch_failure_returns_unused_pace(
+    campaign: Campaign, dispatcher: RecordingDispatcher, clock: FakeClock
+) -> None:
+    campaign.populate(range(100))
+    dispatcher.fail_on_slice = 1
+    start = clock.now()
+
+    with pytest.raises(DispatchError):
+        campaign.send_batch(50)
+    dispatcher.fail_on_slice = None
+    campaign.send_batch(10)
+
+    assert [s.due_at - start for s in dispatcher.slices] == [0, 30]
+
+
+def test_send_batch_reports_plan(campaign: Campaign, clock: FakeClock) -> None:
+    campaign.populate(range(30))
+    plans: list[Plan] = []
+
+    campaign.send_batch(25, on_plan=plans.append)
+
+    assert len(plans) == 1
+    assert [len(s) for s in plans[0].slices] == [10, 10, 5]
+    assert plans[0].slices[0].due_at == clock.now()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -365,10 +366,39 @@ def test_send_batch_reports_stranded_claims(workdir: Path) -> None:
     (workdir / "ids.txt").write_text("a\nb\n")
     run(workdir, "--campaign", "news", "populate", "ids.txt")
     # A batcher that died after claiming leaves its recipients scheduled.
-    SqliteLedger(workdir / "throttlemail.db", "news").claim(2, now=0.0)
+    ledger = SqliteLedger(workdir / "throttlemail.db", "news")
+    ledger.claim(2, now=0.0)
+    ledger.close()
 
     result = run(workdir, "--campaign", "news", "send-batch", "5", "--deliver", "sender:send")
 
     assert result.returncode == 0
     assert "no pending recipients" in result.stdout
     assert "2 still scheduled and 0 sending" in result.stderr
+
+
+def test_send_batch_announces_queued_wait(workdir: Path) -> None:
+    (workdir / "ids.txt").write_text("a\nb\n")
+    run(workdir, "--campaign", "news", "populate", "ids.txt")
+    # An earlier batch reserved the next two minutes of the campaign's pace.
+    ledger = SqliteLedger(workdir / "throttlemail.db", "news")
+    ledger.reserve_pace(120.0, now=time.time())
+    ledger.close()
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "throttlemail", "--campaign", "news", "send-batch", "1",
+         "--deliver", "sender:send"],
+        cwd=workdir, env={**os.environ, "PYTHONPATH": str(workdir)},
+        stderr=subprocess.PIPE, text=True,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            first_line = process.stderr.readline()
+        finally:
+            # SIGTERM, as a deploy would send: the claimed recipient must go back.
+            process.terminate()
+            process.wait(timeout=30)
+
+    assert "first slice due in 1" in first_line
+    assert process.returncode == 130
+    assert status(workdir)["counts"]["pending"] == 2  # type: ignore[index]

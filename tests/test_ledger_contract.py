@@ -387,3 +387,20 @@ def test_unicode_ids_round_trip(ledger: RecipientLedger) -> None:
 
     assert list(ledger.export(PENDING)) == unusual
     assert [c.recipient_id for c in ledger.claim(10, now=NOW)] == unusual
+
+
+def test_return_pace_moves_cursor_back(ledger: RecipientLedger) -> None:
+    start = ledger.reserve_pace(300.0, now=NOW)
+
+    assert ledger.return_pace(start + 300.0, NOW + 30) is True
+
+    assert ledger.reserve_pace(30.0, now=NOW) == NOW + 30
+
+
+def test_return_pace_after_later_reservation(ledger: RecipientLedger) -> None:
+    start = ledger.reserve_pace(300.0, now=NOW)
+    ledger.reserve_pace(60.0, now=NOW)
+
+    assert ledger.return_pace(start + 300.0, NOW + 30) is False
+
+    assert ledger.reserve_pace(30.0, now=NOW) == NOW + 360

@@ -171,15 +171,20 @@ class Campaign:
         *,
         planner: BatchPlanner | None = None,
         on_slice: Callable[[int, int], None] | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> BatchResult:
         """Claim up to ``size`` pending recipients, plan them at the campaign's pace and hand
         them to the dispatcher.
 
-        ``planner`` overrides the campaign's pace for this batch. ``on_slice(dispatched,
-        claimed)`` is called after each slice. If the dispatcher raises, every recipient not
-        yet handed over goes back to ``pending`` and :class:`~throttlemail.DispatchError` is
-        raised. An interrupt (``KeyboardInterrupt``) releases them the same way and then
-        propagates.
+        ``planner`` overrides the campaign's pace for this batch. ``on_plan(plan)`` is called
+        once the batch is planned, before the first slice is dispatched, and
+        ``on_slice(dispatched, claimed)`` after each slice.
+
+        If the dispatcher raises, every recipient not yet handed over goes back to
+        ``pending`` and :class:`~throttlemail.DispatchError` is raised. An interrupt
+        (``KeyboardInterrupt``) releases them the same way and then propagates. Either way
+        the unused end of the batch's pace is given back, unless a later batch has already
+        reserved the time after it.
         """
         if isinstance(size, bool) or not isinstance(size, int):
             raise TypeError(f"batch size must be an int, got {type(size).__name__}")
@@ -198,7 +203,8 @@ class Campaign:
             logger.info("campaign %s: no pending recipients to claim", self.name)
             return BatchResult(self.name, 0, 0, 0, None, None)
 
-        start = self.ledger.reserve_pace(planner.span(len(claims)), now=self.clock.now())
+        span = planner.span(len(claims))
+        start = self.ledger.reserve_pace(span, now=self.clock.now())
         plan = planner.plan(claims, start=start)
         logger.info(
             "campaign %s: claimed %d recipients in %d slices, due from %.3f to %.3f",
@@ -206,7 +212,9 @@ class Campaign:
             plan.slices[-1].due_at,
         )
 
-        dispatched = self._dispatch_plan(plan, len(claims), on_slice)
+        if on_plan is not None:
+            on_plan(plan)
+        dispatched = self._dispatch_plan(plan, start + span, on_slice)
         return BatchResult(
             campaign=self.name,
             claimed=len(claims),
@@ -217,9 +225,10 @@ class Campaign:
         )
 
     def _dispatch_plan(
-        self, plan: Plan, claimed: int, on_slice: Callable[[int, int], None] | None
+        self, plan: Plan, reserved_end: float, on_slice: Callable[[int, int], None] | None
     ) -> int:
         assert self.dispatcher is not None  # checked by send_batch
+        claimed = plan.recipient_count
         dispatched = 0
         for position, planned in enumerate(plan.slices):
             try:
@@ -227,6 +236,9 @@ class Campaign:
             except BaseException as exc:
                 undelivered = [c for part in plan.slices[position:] for c in part.claims]
                 released = self._release_after_failure(undelivered, exc)
+                # The next batch may start where this one stopped, not where it would have
+                # ended, unless another batch already reserved the time after it.
+                self.ledger.return_pace(reserved_end, planned.due_at)
                 if not isinstance(exc, Exception):
                     raise
                 raise DispatchError(

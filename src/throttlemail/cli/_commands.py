@@ -15,7 +15,7 @@ from ..dispatch import CallableDispatcher, Job
 from ..errors import CampaignNotFoundError, InvalidRecipientError
 from ..guard import DeliveryOutcome
 from ..ids import normalize_recipient_id
-from ..planner import BatchPlanner
+from ..planner import BatchPlanner, Plan
 from ._input import open_recipient_file, read_column, read_lines, reject_csv_header
 from ._loading import UsageError, load_sender
 from ._progress import Progress
@@ -99,10 +99,22 @@ def send_batch(campaign: Campaign, args: argparse.Namespace) -> int:
         interval=args.interval if args.interval is not None else campaign.planner.interval,
     )
     progress = Progress(sys.stderr, "send-batch", total=args.size)
+    def announce_wait(plan: Plan) -> None:
+        # A batch queued behind earlier ones can wait long before its first mail; say so
+        # rather than sit silent.
+        wait = plan.slices[0].due_at - campaign.clock.now()
+        if wait >= 1:
+            print(
+                f"{campaign.name}: first slice due in {wait:,.0f} s, after the slices of "
+                "earlier batches (the campaign's pace is shared by all batches)",
+                file=sys.stderr,
+            )
+
     result = campaign.send_batch(
         args.size,
         planner=planner,
         on_slice=lambda dispatched, claimed: progress.update(dispatched),
+        on_plan=announce_wait,
     )
     progress.finish(result.dispatched)
 

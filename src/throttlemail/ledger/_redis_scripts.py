@@ -205,3 +205,16 @@ local start = math.max(cursor, tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'pace-cursor', string.format('%.17g', start + tonumber(ARGV[1])))
 return string.format('%.17g', start)
 """
+
+RETURN_PACE = """
+-- Move the pace cursor back to ARGV[2] if it is still ARGV[1], the end of a reservation
+-- whose batch stopped early.
+-- KEYS[1] meta hash
+-- ARGV[1] reserved end, ARGV[2] new cursor, both in seconds since the epoch
+-- Returns 1 if the cursor moved, else 0.
+""" + _LUA_PRELUDE + """
+local cursor = tonumber(redis.call('HGET', KEYS[1], 'pace-cursor') or '0')
+if cursor ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'pace-cursor', ARGV[2])
+return 1
+"""

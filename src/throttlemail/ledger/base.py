@@ -151,3 +151,11 @@ class RecipientLedger(Protocol):
         start plus ``span``. Batches planned at once therefore queue behind each other.
         """
         ...
+
+    def return_pace(self, reserved_end: float, resume_at: float) -> bool:
+        """Give back the unused end of a reservation that ended at ``reserved_end``.
+
+        If the pace cursor is still ``reserved_end`` (no later batch reserved after it),
+        move it back to ``resume_at`` and return ``True``; otherwise change nothing.
+        """
+        ...

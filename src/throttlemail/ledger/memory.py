@@ -191,6 +191,13 @@ class InMemoryLedger:
             self._pace_cursor = start + span
             return start
 
+    def return_pace(self, reserved_end: float, resume_at: float) -> bool:
+        with self._lock:
+            if self._pace_cursor != reserved_end:
+                return False
+            self._pace_cursor = resume_at
+            return True
+
     def _move(self, entry: _Entry, state: RecipientState, now: float) -> None:
         self._counts[entry.state] -= 1
         self._counts[state] += 1

@@ -25,6 +25,7 @@ from ._redis_scripts import (
     RELEASE,
     RESERVE_PACE,
     RETRY_FAILED,
+    RETURN_PACE,
     SUPPRESS,
 )
 from .base import RecipientRecord, check_claim_limit, check_delivery_outcome
@@ -118,6 +119,7 @@ class RedisLedger:
         self._lookup = client.register_script(LOOKUP)
         self._change_campaign_state = client.register_script(CHANGE_CAMPAIGN_STATE)
         self._reserve_pace = client.register_script(RESERVE_PACE)
+        self._return_pace = client.register_script(RETURN_PACE)
 
     def __repr__(self) -> str:
         return f"RedisLedger(campaign={self._campaign!r}, key={self._recipients_key!r})"
@@ -269,6 +271,10 @@ class RedisLedger:
         args = [repr(float(span)), repr(float(now))]
         start = self._run(self._reserve_pace, [self._meta_key], args)
         return float(_text(start))
+
+    def return_pace(self, reserved_end: float, resume_at: float) -> bool:
+        args = [repr(float(reserved_end)), repr(float(resume_at))]
+        return bool(self._run(self._return_pace, [self._meta_key], args))
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -286,6 +286,15 @@ class SqliteLedger:
             ).fetchone()
         return float(start)
 
+    def return_pace(self, reserved_end: float, resume_at: float) -> bool:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE throttlemail_campaigns SET pace_cursor = ?"
+                " WHERE id = ? AND pace_cursor = ?",
+                (resume_at, self._campaign_id, reserved_end),
+            )
+            return cursor.rowcount == 1
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _move_all(self, source: RecipientState, target: RecipientState, now: float) -> int:
