@@ -8,6 +8,7 @@ import pytest
 
 from throttlemail import (
     BatchPlanner,
+    CallableDispatcher,
     Campaign,
     CampaignState,
     CampaignStateError,
@@ -15,6 +16,7 @@ from throttlemail import (
     DeliveryOutcome,
     DispatchError,
     InvalidRecipientError,
+    Job,
     Plan,
     RecipientLedger,
     RecipientState,
@@ -393,7 +395,42 @@ def test_dispatch_failure_returns_unused_pace(
     dispatcher.fail_on_slice = None
     campaign.send_batch(10)
 
-    assert [s.due_at - start for s in dispatcher.slices] == [0, 30]
+    # Slice 1 failed and may have been partly handed over, so the pace resumes after it.
+    assert [s.due_at - start for s in dispatcher.slices] == [0, 60]
+
+
+def test_interrupt_mid_slice_keeps_pace(ledger: RecipientLedger, clock: FakeClock) -> None:
+    sent: list[tuple[str, float]] = []
+    interrupts = ["4"]
+
+    def handle(job: Job) -> None:
+        if job.recipient_id in interrupts:
+            interrupts.remove(job.recipient_id)
+            raise KeyboardInterrupt
+        campaign.deliver(
+            job.recipient_id, lambda rid: sent.append((rid, clock.now())), claim_id=job.claim_id
+        )
+
+    campaign = Campaign(
+        ledger.campaign,
+        ledger=ledger,
+        planner=BatchPlanner(slice_size=3, interval=30),
+        dispatcher=CallableDispatcher(handle, clock=clock),
+        clock=clock,
+    )
+    campaign.populate(range(12))
+    begin = clock.now()
+
+    with pytest.raises(KeyboardInterrupt):
+        campaign.send_batch(9)
+    campaign.send_batch(3)
+
+    # Recipient 3 went out in slice 1 before the interrupt, so the next batch waits for
+    # slice 1's successor instead of reusing slice 1's time.
+    assert [(rid, when - begin) for rid, when in sent] == [
+        ("0", 0), ("1", 0), ("2", 0), ("3", 30), ("4", 60), ("5", 60), ("6", 60),
+    ]
+    assert campaign.counts() == Counts(pending=5, sent=7)
 
 
 def test_send_batch_reports_plan(campaign: Campaign, clock: FakeClock) -> None:
@@ -405,3 +442,18 @@ def test_send_batch_reports_plan(campaign: Campaign, clock: FakeClock) -> None:
     assert len(plans) == 1
     assert [len(s) for s in plans[0].slices] == [10, 10, 5]
     assert plans[0].slices[0].due_at == clock.now()
+
+
+def test_interrupt_before_first_slice_releases_all(
+    campaign: Campaign, dispatcher: RecordingDispatcher
+) -> None:
+    campaign.populate(range(40))
+
+    def interrupt(plan: Plan) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        campaign.send_batch(40, on_plan=interrupt)
+
+    assert campaign.counts() == Counts(pending=40)
+    assert dispatcher.jobs == []

@@ -197,6 +197,9 @@ def test_populate_decode_error_exact_line(workdir: Path) -> None:
 
     assert result.returncode == 1
     assert "not valid UTF-8 at line 25001" in result.stderr
+    assert "the rows before it were imported" in result.stderr
+    assert "25,000 recipients added" in result.stdout
+    assert status(workdir)["counts"]["pending"] == 25_000  # type: ignore[index]
 
 
 def test_populate_crlf_and_bom(workdir: Path) -> None:
@@ -228,6 +231,8 @@ def test_populate_directory(workdir: Path) -> None:
         (["send-batch", "10", "--slice-size", "0"], "expected a positive integer, got '0'"),
         (["send-batch", "10", "--interval", "-1"], "expected zero or more seconds, got '-1'"),
         (["send-batch", "10", "--interval", "nan"], "expected zero or more seconds"),
+        (["send-batch", "10", "--interval", "1e308"], "expected at most 86,400 seconds"),
+        (["send-batch", "1000000001"], "expected at most 1,000,000,000"),
         (["send-batch", "10"], "send-batch needs a way to send"),
         (["send-batch", "10", "--deliver", "nosuchmodule:send"], "cannot import module"),
         (["send-batch", "10", "--deliver", "sender"], "expected module:attribute"),

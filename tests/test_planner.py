@@ -102,6 +102,7 @@ def test_consecutive_batches_continue_pace(
         ({"interval": float("nan")}, ValueError, "zero or more seconds"),
         ({"interval": float("inf")}, ValueError, "zero or more seconds"),
         ({"interval": "30"}, TypeError, "number of seconds"),
+        ({"interval": 86_401}, ValueError, "at most 86,400 seconds"),
     ],
 )
 def test_planner_rejects_bad_options(

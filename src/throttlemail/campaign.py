@@ -203,18 +203,22 @@ class Campaign:
             logger.info("campaign %s: no pending recipients to claim", self.name)
             return BatchResult(self.name, 0, 0, 0, None, None)
 
-        span = planner.span(len(claims))
-        start = self.ledger.reserve_pace(span, now=self.clock.now())
+        # From here on, anything that stops the batch (an error, Ctrl-C) must hand the
+        # claims back, or the recipients would stay scheduled with no job to send them.
+        try:
+            span = planner.span(len(claims))
+            start = self.ledger.reserve_pace(span, now=self.clock.now())
+        except BaseException as exc:
+            self._release_after_failure(claims, exc)
+            raise
+
         plan = planner.plan(claims, start=start)
         logger.info(
             "campaign %s: claimed %d recipients in %d slices, due from %.3f to %.3f",
             self.name, len(claims), len(plan.slices), plan.slices[0].due_at,
             plan.slices[-1].due_at,
         )
-
-        if on_plan is not None:
-            on_plan(plan)
-        dispatched = self._dispatch_plan(plan, start + span, on_slice)
+        dispatched = self._dispatch_plan(plan, planner, start + span, on_plan, on_slice)
         return BatchResult(
             campaign=self.name,
             claimed=len(claims),
@@ -225,40 +229,62 @@ class Campaign:
         )
 
     def _dispatch_plan(
-        self, plan: Plan, reserved_end: float, on_slice: Callable[[int, int], None] | None
+        self,
+        plan: Plan,
+        planner: BatchPlanner,
+        reserved_end: float,
+        on_plan: Callable[[Plan], None] | None,
+        on_slice: Callable[[int, int], None] | None,
     ) -> int:
         assert self.dispatcher is not None  # checked by send_batch
         claimed = plan.recipient_count
         dispatched = 0
-        for position, planned in enumerate(plan.slices):
-            try:
+        position = 0
+        try:
+            if on_plan is not None:
+                on_plan(plan)
+            for planned in plan.slices:
+                position = planned.index
                 self.dispatcher.dispatch(self.name, planned)
-            except BaseException as exc:
-                undelivered = [c for part in plan.slices[position:] for c in part.claims]
-                released = self._release_after_failure(undelivered, exc)
-                # The next batch may start where this one stopped, not where it would have
-                # ended, unless another batch already reserved the time after it.
-                self.ledger.return_pace(reserved_end, planned.due_at)
-                if not isinstance(exc, Exception):
-                    raise
-                raise DispatchError(
-                    f"campaign {self.name!r}: dispatching slice {planned.index} failed after "
-                    f"{dispatched} of {claimed} recipients: {describe_error(exc)}; "
-                    f"{released} recipients went back to pending",
-                    campaign=self.name,
-                    dispatched=dispatched,
-                    released=released,
-                ) from exc
-
-            dispatched += len(planned)
-            if on_slice is not None:
-                on_slice(dispatched, claimed)
+                dispatched += len(planned)
+                if on_slice is not None:
+                    on_slice(dispatched, claimed)
+        except BaseException as exc:
+            undelivered = [c for part in plan.slices[position:] for c in part.claims]
+            released = self._release_after_failure(undelivered, exc)
+            self._return_unused_pace(plan, position, planner, reserved_end)
+            if not isinstance(exc, Exception):
+                raise
+            raise DispatchError(
+                f"campaign {self.name!r}: dispatching slice {position} failed after "
+                f"{dispatched} of {claimed} recipients: {describe_error(exc)}; "
+                f"{released} recipients went back to pending",
+                campaign=self.name,
+                dispatched=dispatched,
+                released=released,
+            ) from exc
         return dispatched
+
+    def _return_unused_pace(
+        self, plan: Plan, stopped_at: int, planner: BatchPlanner, reserved_end: float
+    ) -> None:
+        # The slice being dispatched when the batch stopped may have been partly sent, and
+        # late, so the pace resumes after it: at its planned successor's due time, and no
+        # sooner than one interval from now. Nothing moves if a later batch reserved after
+        # this one, because its slices are already planned.
+        following = stopped_at + 1
+        if following < len(plan.slices):
+            used_until = plan.slices[following].due_at
+        else:
+            used_until = plan.next_due_at
+        resume_at = max(used_until, self.clock.now() + planner.interval)
+        if resume_at < reserved_end:
+            self.ledger.return_pace(reserved_end, resume_at)
 
     def _release_after_failure(self, claims: list[Claim], error: BaseException) -> int:
         released = self.ledger.release(claims, now=self.clock.now())
         logger.warning(
-            "campaign %s: dispatch stopped (%s); released %d of %d recipients not handed over",
+            "campaign %s: batch stopped (%s); released %d of %d recipients not handed over",
             self.name, type(error).__name__, released, len(claims),
         )
         return released

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from ._states import Claim
 
+MAX_INTERVAL = 86_400.0
+"""Maximum gap between slices, in seconds (one day). A longer one is almost certainly a
+mistake in units, and would push the campaign's shared pace cursor days ahead."""
+
 
 @dataclass(frozen=True)
 class Slice:
@@ -56,6 +60,10 @@ class BatchPlanner:
             raise TypeError(f"interval must be a number of seconds, got {type(interval).__name__}")
         if not math.isfinite(interval) or interval < 0:
             raise ValueError(f"interval must be zero or more seconds, got {interval}")
+        if interval > MAX_INTERVAL:
+            raise ValueError(
+                f"interval must be at most {MAX_INTERVAL:,.0f} seconds (one day), got {interval}"
+            )
 
         self.slice_size = slice_size
         self.interval = float(interval)

@@ -14,6 +14,7 @@ from .. import __version__
 from .._states import RecipientState
 from ..campaign import Campaign
 from ..errors import ThrottlemailError
+from ..planner import MAX_INTERVAL
 from . import _commands
 from ._loading import UsageError, campaign_from_app, campaign_from_url
 
@@ -47,6 +48,10 @@ def seconds(text: str) -> float:
         ) from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected zero or more seconds, got {text!r}")
+    if value > MAX_INTERVAL:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_INTERVAL:,.0f} seconds (one day), got {text!r}"
+        )
     return value
 
 
@@ -158,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            "throttlemail: interrupted; recipients not handed over went back to pending",
+            "throttlemail: interrupted; recipients not handed over went back to pending "
+            "(a recipient whose send was cut off stays sending; check status)",
             file=sys.stderr,
         )
         return 130
@@ -192,13 +198,18 @@ def _find_campaign(args: argparse.Namespace) -> Campaign:
 
 def _stop_on_termination_signals() -> None:
     # A deploy sends SIGTERM and a closed ssh session SIGHUP. Treating them as Ctrl-C puts
-    # the recipients not yet handed over back to pending instead of stranding them.
+    # the recipients not yet handed over back to pending instead of stranding them. After
+    # the first signal the others are ignored, because a second Ctrl-C during the release
+    # would roll it back; kill -9 still stops the process at once.
+    names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
     def interrupt(signal_number: int, frame: object) -> None:
+        for name in names:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
+    for name in names:
+        signal.signal(getattr(signal, name), interrupt)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .._states import CampaignState, Counts
 from ..campaign import Campaign, CampaignStatus
 from ..dispatch import CallableDispatcher, Job
-from ..errors import CampaignNotFoundError, InvalidRecipientError
+from ..errors import CampaignNotFoundError, InvalidInputError, InvalidRecipientError
 from ..guard import DeliveryOutcome
 from ..ids import normalize_recipient_id
 from ..planner import BatchPlanner, Plan
@@ -45,12 +45,23 @@ def populate(campaign: Campaign, args: argparse.Namespace) -> int:
         else:
             rows = read_column(handle, source, args.column)
 
+        file_errors: list[InvalidInputError] = []
+
         def valid_ids() -> Iterator[str]:
-            for line_number, value in rows:
-                try:
-                    yield normalize_recipient_id(value)
-                except InvalidRecipientError as error:
-                    bad_rows.add(line_number, error)
+            line_number = 0
+            try:
+                for line_number, value in rows:
+                    try:
+                        yield normalize_recipient_id(value)
+                    except InvalidRecipientError as error:
+                        bad_rows.add(line_number, error)
+            except InvalidInputError as error:
+                # A file that is unreadable from the start fails at once. One that breaks
+                # part-way (an encoding error) ends the input here, so that the rows read
+                # so far are still imported and counted before the error is shown.
+                if line_number == 0:
+                    raise
+                file_errors.append(error)
 
         result = campaign.populate(
             valid_ids(),
@@ -64,6 +75,11 @@ def populate(campaign: Campaign, args: argparse.Namespace) -> int:
         f"{campaign.name}: {_plural(result.added, 'recipient')} added, "
         f"{result.existing:,} already present, {bad_rows.total:,} invalid"
     )
+    for error in file_errors:
+        print(
+            f"throttlemail: error: {error}; the rows before it were imported",
+            file=sys.stderr,
+        )
     if bad_rows.total:
         print(f"error: {bad_rows.total:,} invalid rows in {source}:", file=sys.stderr)
         for line in bad_rows.first_rows:
@@ -76,7 +92,7 @@ def populate(campaign: Campaign, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    return 1 if file_errors else 0
 
 
 def send_batch(campaign: Campaign, args: argparse.Namespace) -> int:
@@ -116,7 +132,8 @@ def send_batch(campaign: Campaign, args: argparse.Namespace) -> int:
         on_slice=lambda dispatched, claimed: progress.update(dispatched),
         on_plan=announce_wait,
     )
-    progress.finish(result.dispatched)
+    if result.claimed:
+        progress.finish(result.dispatched)
 
     if result.claimed == 0:
         counts = campaign.counts()

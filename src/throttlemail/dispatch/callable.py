@@ -22,6 +22,9 @@ class CallableDispatcher:
     When a slice starts late (a slow send, a stopped process), the slices after it keep
     their planned gaps from it rather than all starting at once, so a stall never turns
     into a burst above the pace.
+
+    NOTE: the delay stays within this dispatcher. A batch of the same campaign sent from
+    another process follows its plan, so the two can exceed the pace while this one is late.
     """
 
     def __init__(self, handler: Callable[[Job], object], *, clock: Clock | None = None) -> None:

@@ -406,8 +406,8 @@ class SqliteLedger:
             raise
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(
-                f"cannot open SQLite ledger {self._path!r}: {exc}; check that the directory "
-                "exists and is writable",
+                f"cannot open SQLite ledger {self._path!r}: {exc}; check that the path names "
+                "a SQLite database (or a new file) in a writable directory",
                 campaign=self._campaign,
             ) from exc
         self._local.connection = connection
