@@ -21,7 +21,8 @@ from ._loading import UsageError, campaign_from_app, campaign_from_url
 __all__ = ["build_parser", "main"]
 
 DEFAULT_LEDGER_URL = "sqlite:///throttlemail.db"
-# Above a 64-bit integer, SQLite cannot take the number as a LIMIT.
+# A batch or slice of over a billion recipients is a typo, and above 2**63 SQLite cannot
+# even take the number as a LIMIT.
 MAX_COUNT = 1_000_000_000
 
 Command = Callable[[Campaign, argparse.Namespace], int]

@@ -116,8 +116,8 @@ def send_batch(campaign: Campaign, args: argparse.Namespace) -> int:
     )
     progress = Progress(sys.stderr, "send-batch", total=args.size)
     def announce_wait(plan: Plan) -> None:
-        # A batch queued behind earlier ones can wait long before its first mail; say so
-        # rather than sit silent.
+        # A batch queued behind earlier ones can wait long before its first mail, so the
+        # operator is told rather than left with a silent terminal.
         wait = plan.slices[0].due_at - campaign.clock.now()
         if wait >= 1:
             print(
@@ -139,7 +139,7 @@ def send_batch(campaign: Campaign, args: argparse.Namespace) -> int:
         counts = campaign.counts()
         print(f"{campaign.name}: no pending recipients; nothing to send")
         if counts.scheduled or counts.sending:
-            # After a crash these wait for an operator; say so rather than look finished.
+            # After a crash these wait for an operator, so the command must not look finished.
             print(
                 f"{campaign.name}: {counts.scheduled:,} still scheduled and "
                 f"{counts.sending:,} sending from earlier batches",
